@@ -1,0 +1,1 @@
+"""vnnews: ingestion pipeline for Vietnamese news (importable core, no Airflow import)."""
