@@ -1,8 +1,11 @@
 """Clustering on the shared corpora: the seed pair, and a SIGKILL in the middle of a run.
 
-VMDS (628 articles, 2012-2013) and the two seed documents (2024) are ingested
-and processed once per module into a template database; each test clusters a
-copy. Skipped when ../shared is absent.
+VMDS (628 articles, 2012-2013, among them Israel, Syria and US-politics stories)
+is ingested with its dates shifted so that its busiest weeks surround the seed
+documents' (25-26/3/2024): every VMDS article from those weeks is a candidate
+for the seeds' story, so "no VMDS article joins it" is tested, not given by the
+calendar. Corpus and seeds are processed once per module into a template
+database; each test clusters a copy. Skipped when ../shared is absent.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -69,6 +74,31 @@ def seed_records(shared: Path) -> list[dict]:
     ]
 
 
+SEED_MOMENT = datetime.fromisoformat("2024-03-25T21:15:00+07:00")
+
+
+def shifted_vmds(shared: Path, target: Path) -> Path:
+    """VMDS with every date moved by one offset that puts its median date on the seeds'."""
+    records = [
+        json.loads(line)
+        for line in (shared / "data/vmds/articles.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    moments = [datetime.fromisoformat(r["published_at"]) for r in records if r.get("published_at")]
+    median = datetime.fromtimestamp(
+        statistics.median(m.timestamp() for m in moments), tz=SEED_MOMENT.tzinfo
+    )
+    offset = SEED_MOMENT - median
+    for record in records:
+        if record.get("published_at"):
+            moved = datetime.fromisoformat(record["published_at"]) + offset
+            record["published_at"] = moved.isoformat()
+    target.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    return target
+
+
 def _create(admin: str, name: str, template: str) -> str:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
@@ -91,13 +121,15 @@ def processed_corpus(pg_admin_url: str, template_db: str, shared_dir: Path, tmp_
     """Name of a database holding VMDS + the seeds, processed, not yet clustered."""
     name = f"vnnews_corpus_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     url = _create(pg_admin_url, name, template_db)
-    seeds = tmp_path_factory.mktemp("seeds") / "seeds.jsonl"
+    folder = tmp_path_factory.mktemp("corpus")
+    vmds = shifted_vmds(shared_dir, folder / "vmds.jsonl")
+    seeds = folder / "seeds.jsonl"
     seeds.write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in seed_records(shared_dir)),
         encoding="utf-8",
     )
     try:
-        for path in (shared_dir / "data/vmds/articles.jsonl", seeds):
+        for path in (vmds, seeds):
             ingest.load_file(url, path, workers=2, cluster_after=False)
         yield name
     finally:
@@ -122,6 +154,11 @@ def test_the_seed_pair_is_one_story_and_no_vmds_article_joins_it(copy_of) -> Non
     url = copy_of()
     with db.connect(url) as conn:
         summary = cluster.cluster_pending(conn)
+        near_seeds = conn.execute(
+            "SELECT count(*) FROM news.articles WHERE external_id NOT LIKE 'seed-%%'"
+            " AND published_at BETWEEN %s AND %s",
+            (SEED_MOMENT - cluster.WINDOW, SEED_MOMENT + cluster.WINDOW),
+        ).fetchone()[0]
         rows = conn.execute(
             "SELECT a.external_id, sa.story_id FROM news.story_articles AS sa"
             " JOIN news.articles AS a ON a.id = sa.article_id"
@@ -129,6 +166,7 @@ def test_the_seed_pair_is_one_story_and_no_vmds_article_joins_it(copy_of) -> Non
             "   JOIN news.articles AS x ON x.id = s.article_id WHERE x.external_id LIKE 'seed-%%')"
         ).fetchall()
     assert summary.articles == 630
+    assert near_seeds >= 100  # the shift put many VMDS articles inside the seeds' window
     assert sorted(external for external, _ in rows) == ["seed-000", "seed-004"]
     assert len({story for _, story in rows}) == 1
 
