@@ -567,8 +567,8 @@ class Extraction:
             self._executor = ProcessPoolExecutor(
                 processes,
                 mp_context=context,
-                initializer=_open_worker_connection,
-                initargs=(database_url,),
+                initializer=_start_extraction_process,
+                initargs=(database_url, os.getpid()),
             )
             self._executor.submit(int)  # start the processes now, in the background
         else:
@@ -638,6 +638,34 @@ def _open_worker_connection(database_url: str) -> None:
     conn = psycopg.connect(database_url, autocommit=True, application_name="vnnews-extract")
     _configure(conn)
     _worker_state.conn = conn
+
+
+#: How often an extraction process checks that the crawl that started it still runs.
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def _start_extraction_process(database_url: str, crawl_pid: int) -> None:
+    """Initializer of an extraction process: its connection, and a watch on the crawl.
+
+    A crawl killed with SIGKILL cannot shut its pool down; the processes would
+    live on, each holding a Postgres connection, so each leaves once the crawl
+    process is gone.
+    """
+    _open_worker_connection(database_url)
+    threading.Thread(
+        target=_exit_when_gone, args=(crawl_pid,), name="crawl-watch", daemon=True
+    ).start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    while True:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # alive, under another user (pid reused): keep watching
+            pass
 
 
 def extract_stored_page(page_id: int) -> tuple[str, str | None] | None:

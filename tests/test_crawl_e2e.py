@@ -96,6 +96,33 @@ def test_one_crawl_stores_every_article_once_and_a_second_adds_nothing(
     assert len(_articles(database_url)) == len(served)
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (Linux /proc), at any depth."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = {child for child, ppid in parents.items() if ppid == parent}
+        frontier.extend(children - found)
+        found |= children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sigkill_midway_then_rerun_stores_every_article_exactly_once(
     vmds_site, database_url, tmp_path
 ):
@@ -122,10 +149,17 @@ def test_sigkill_midway_then_rerun_stores_every_article_exactly_once(
         assert victim.poll() is None, "the crawl ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    helpers = _descendants(victim.pid)  # the extraction processes and their forkserver
+    assert helpers
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     interrupted = len(_articles(database_url))
     assert interrupted < len(served)
+    # orphans would keep their Postgres connections open: they must follow the crawl out
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in helpers if _alive(pid)]
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
