@@ -5,7 +5,8 @@
   pipeline.maintenance.RAW_HTML_MAX_AGE), never pages still waiting for extraction;
 - retry_sweep: URLs given up after transient failures (timeouts, 5xx, ...) in
   the last days get one more attempt in the next crawl;
-- analyze: fresh planner statistics once the day's writes are done;
+- vacuum_analyze: dead row versions cleared and fresh planner statistics, once
+  the day's writes are done;
 - source_health: the per-source health table in the log, problems as warnings.
 """
 
@@ -62,11 +63,11 @@ def vnnews_maintenance() -> None:
             return dict(maintenance.retry_transient_failures(conn))
 
     @task
-    def analyze() -> int:
+    def vacuum_analyze() -> int:
         from pipeline import db, maintenance
 
         with db.connect(database_url()) as conn:
-            return len(maintenance.analyze(conn))
+            return len(maintenance.vacuum_analyze(conn))
 
     @task
     def source_health() -> dict[str, Any]:
@@ -85,7 +86,7 @@ def vnnews_maintenance() -> None:
             "flagged": flagged,
         }
 
-    [prune_raw_html(), retry_sweep()] >> analyze()
+    [prune_raw_html(), retry_sweep()] >> vacuum_analyze()
     source_health()
 
 

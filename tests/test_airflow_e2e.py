@@ -91,7 +91,7 @@ def test_crawl_process_cluster_with_dag_test(newsim, database_url, airflow_home,
     health = maintenance["results"]["source_health"]
     assert health["sources"] == 5 and health["articles_24h"] == len(stored)
     assert maintenance["results"]["prune_raw_html"]["pages"] == 0  # every page is recent
-    assert maintenance["results"]["analyze"] > 10  # tables analysed
+    assert maintenance["results"]["vacuum_analyze"] > 10  # tables vacuumed and analysed
 
     events = report["asset_events"]
     assert [e["asset"] for e in events] == [

@@ -76,17 +76,18 @@ def test_backlog_counts_unclustered_stages(conn: psycopg.Connection) -> None:
     assert maintenance.backlog(conn) == maintenance.Backlog(to_process=2, to_cluster=1)
 
 
-def test_analyze_covers_every_news_table(conn: psycopg.Connection) -> None:
-    tables = maintenance.analyze(conn)
+def test_vacuum_analyze_covers_every_news_table(conn: psycopg.Connection) -> None:
+    tables = maintenance.vacuum_analyze(conn)
     assert {"articles", "frontier", "raw_pages", "stories"} <= set(tables)
-    analysed = {
+    done = {
         row[0]
         for row in conn.execute(
-            "SELECT relname FROM pg_stat_user_tables"
-            " WHERE schemaname = 'news' AND last_analyze IS NOT NULL"
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'news'"
+            " AND last_analyze IS NOT NULL AND last_vacuum IS NOT NULL"
         )
     }
-    assert analysed == set(tables)
+    assert done == set(tables)
+    assert not conn.autocommit  # the caller's connection is handed back as it was
 
 
 def test_prune_keeps_recent_pages_and_pages_awaiting_extraction(conn: psycopg.Connection) -> None:
