@@ -30,6 +30,8 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -129,7 +131,8 @@ REASONS = {
     "bad_scheme": "not http(s) (file:, javascript:, data:, mailto:, ...), maybe after a redirect",
     "bad_url": "the URL cannot be parsed or has no usable host",
     "unsafe_address": "the host resolves to a private/loopback/link-local/reserved address",
-    "dns_error": "the host name does not resolve (retryable only for temporary DNS failures)",
+    "dns_error": "the host name does not resolve (retryable only for temporary DNS failures,"
+    " such as no answer within the connect timeout)",
     "robots_disallowed": "robots.txt disallows the URL for our user agent",
     "robots_unavailable": "robots.txt gave 5xx/429 or was unreachable: host off-limits for now",
     "too_large": "the body exceeds max_bytes",
@@ -304,15 +307,41 @@ def is_public_address(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
-def resolve_guarded(host: str, port: int, allow_hosts: frozenset[str]) -> list[str]:
+#: Threads that run getaddrinfo(), which has no timeout of its own: a lookup that
+#: hangs (a dead resolver can take 10-30 s to give up) is abandoned to its thread
+#: while the fetch fails fast. Lookups happen only when a connection is opened.
+_RESOLVER_THREADS = 8
+_resolver: ThreadPoolExecutor | None = None
+_resolver_lock = threading.Lock()
+
+
+def _lookup(host: str, port: int, timeout: float | None) -> list[tuple]:
+    global _resolver
+    with _resolver_lock:
+        if _resolver is None:
+            _resolver = ThreadPoolExecutor(_RESOLVER_THREADS, thread_name_prefix="dns")
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return lookup.result(timeout=timeout)
+    except FutureTimeout:
+        lookup.cancel()  # if it has not started yet
+        raise FetchError(
+            "dns_error", f"{host}: no answer within {timeout:g} s", retryable=True
+        ) from None
+
+
+def resolve_guarded(
+    host: str, port: int, allow_hosts: frozenset[str], timeout: float | None = None
+) -> list[str]:
     """The addresses of ``host`` that may be connected to, in resolver order.
 
-    Raises ``FetchError("dns_error")`` if the name does not resolve and
-    ``FetchError("unsafe_address")`` if no address is public (unless the host is
-    allow-listed, in which case every address is returned).
+    Raises ``FetchError("dns_error")`` if the name does not resolve (retryable
+    when the failure is temporary or the lookup took over ``timeout`` seconds)
+    and ``FetchError("unsafe_address")`` if no address is public (unless the
+    host is allow-listed, in which case every address is returned).
     """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _lookup(host, port, timeout)
     except socket.gaierror as exc:
         temporary = exc.errno == socket.EAI_AGAIN
         raise FetchError("dns_error", f"{host}: {exc}", retryable=temporary) from exc
@@ -384,7 +413,7 @@ class _GuardedBackend(httpcore.SyncBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         error: Exception | None = None
-        for address in resolve_guarded(host, port, self._allow_hosts):
+        for address in resolve_guarded(host, port, self._allow_hosts, timeout):
             try:
                 stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
                 return _QuickAckStream(stream) if hasattr(socket, "TCP_QUICKACK") else stream

@@ -43,6 +43,7 @@ from pipeline.fetch import (
     decode_html,
     is_public_address,
     parse_retry_after,
+    resolve_guarded,
 )
 from pipeline.urls import host_of
 
@@ -300,6 +301,24 @@ def test_redirect_to_file_scheme(server: HTTPServer, fetcher: Fetcher) -> None:
 def test_unresolvable_host(fetcher: Fetcher) -> None:
     err = reason_of(fetcher, "http://no-such-host.invalid/")
     assert err.reason == "dns_error"
+
+
+def test_a_hanging_dns_lookup_fails_fast_and_is_retryable(monkeypatch) -> None:
+    """getaddrinfo() has no timeout: a dead resolver must not stall a fetch thread."""
+    answered = threading.Event()
+
+    def dead_resolver(*args, **kwargs):
+        answered.wait(5)  # a resolver that does not answer
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", dead_resolver)
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        resolve_guarded("slow.example", 80, frozenset(), timeout=0.3)
+    answered.set()
+    assert time.monotonic() - started < 2
+    assert caught.value.reason == "dns_error" and caught.value.retryable
+    assert "no answer within 0.3 s" in str(caught.value)
 
 
 # --- robots.txt and politeness ------------------------------------------------------
