@@ -307,20 +307,14 @@ def is_public_address(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
-#: Threads that run getaddrinfo(), which has no timeout of its own: a lookup that
-#: hangs (a dead resolver can take 10-30 s to give up) is abandoned to its thread
-#: while the fetch fails fast. Lookups happen only when a connection is opened.
-_RESOLVER_THREADS = 8
-_resolver: ThreadPoolExecutor | None = None
-_resolver_lock = threading.Lock()
+#: Runs getaddrinfo(), which has no timeout of its own: a lookup that hangs on a
+#: dead resolver is abandoned to its thread while the fetch fails fast. Lookups
+#: happen only when a connection is opened; threads start with the first one.
+_RESOLVER = ThreadPoolExecutor(8, thread_name_prefix="dns")
 
 
 def _lookup(host: str, port: int, timeout: float | None) -> list[tuple]:
-    global _resolver
-    with _resolver_lock:
-        if _resolver is None:
-            _resolver = ThreadPoolExecutor(_RESOLVER_THREADS, thread_name_prefix="dns")
-    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
         return lookup.result(timeout=timeout)
     except FutureTimeout:

@@ -51,6 +51,10 @@ def first_sentence(text: str) -> str:
     return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
 
 
+#: When the earlier seed document (004) was published; VMDS is shifted around it.
+SEED_MOMENT = datetime.fromisoformat("2024-03-25T21:15:00+07:00")
+
+
 def seed_records(shared: Path) -> list[dict]:
     raw = (shared / SEED_RAW).read_text(encoding="utf-8")
     plain = unsegment((shared / SEED_SEGMENTED).read_text(encoding="utf-8"))
@@ -67,14 +71,11 @@ def seed_records(shared: Path) -> list[dict]:
             "id": "seed-004",
             "url": "https://seed.example/004",
             "publisher": "outlet-b.example",
-            "published_at": "2024-03-25T21:15:00+07:00",
+            "published_at": SEED_MOMENT.isoformat(),
             "title": first_sentence(plain),
             "body": plain,
         },
     ]
-
-
-SEED_MOMENT = datetime.fromisoformat("2024-03-25T21:15:00+07:00")
 
 
 def shifted_vmds(shared: Path, target: Path) -> Path:
