@@ -1,6 +1,6 @@
 """The one HTTP client: SSRF guard, robots.txt, politeness, retries, size and time caps, charsets.
 
-One :class:`Fetcher` owns one ``httpx.Client`` (keep-alive, connection limits),
+One :class:`Fetcher` owns one httpx transport (keep-alive, connection limits),
 the robots.txt cache, the per-host schedule and the address guard; the crawl
 asks it for pages and feeds from several threads at once. Every failure is a
 :class:`FetchError` whose ``reason`` is a short stable code (see
@@ -627,18 +627,20 @@ class Fetcher:
             max_keepalive_connections=min(MAX_KEEPALIVE, self.settings.max_connections),
             keepalive_expiry=KEEPALIVE_EXPIRY,
         )
-        self._client = httpx.Client(
-            transport=GuardedTransport(allow, limits),
-            headers={"User-Agent": self.settings.user_agent, "Accept-Encoding": "gzip, deflate"},
-            timeout=httpx.Timeout(
-                connect=self.settings.connect_timeout,
-                read=min(self.settings.read_timeout, self.settings.deadline),
-                write=self.settings.read_timeout,
-                pool=self.settings.deadline,
-            ),
-            follow_redirects=False,
-            trust_env=False,  # an environment proxy would dial on our behalf, past the guard
-        )
+        # The transport, not an httpx.Client: redirects, cookies and content
+        # decoding are handled here, and the Client's layers for them cost half
+        # of a page's fetch CPU (0.5 of 1.0 ms a page against newsim).
+        self._transport = GuardedTransport(allow, limits)
+        self._default_headers = {
+            "User-Agent": self.settings.user_agent,
+            "Accept-Encoding": "gzip, deflate",
+        }
+        self._timeouts = {
+            "connect": self.settings.connect_timeout,
+            "read": min(self.settings.read_timeout, self.settings.deadline),
+            "write": self.settings.read_timeout,
+            "pool": self.settings.deadline,
+        }
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
 
@@ -649,7 +651,7 @@ class Fetcher:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def fetch(
         self,
@@ -795,8 +797,17 @@ class Fetcher:
         with self._turn(host_of(url)):
             started = time.monotonic()
             try:
-                with self._client.stream("GET", url, headers=headers) as response:
+                request = httpx.Request(
+                    "GET",
+                    url,
+                    headers={**self._default_headers, **headers},
+                    extensions={"timeout": self._timeouts},
+                )
+                response = self._transport.handle_request(request)
+                try:
                     answer = self._receive(url, response, accept, limit, truncate, started)
+                finally:
+                    response.close()
             except httpx.TimeoutException as exc:
                 raise FetchError("timeout", f"{type(exc).__name__}: {exc}", retryable=True) from exc
             except httpx.TransportError as exc:
@@ -824,29 +835,33 @@ class Fetcher:
         started: float,
     ) -> _Answer:
         status = response.status_code
-        headers = {
-            name: response.headers[name] for name in RELEVANT_HEADERS if name in response.headers
-        }
+        received = _header_map(response)
+        headers = {name: received[name] for name in RELEVANT_HEADERS if name in received}
         if status in REDIRECT_STATUSES:
-            headers["location"] = response.headers.get("location", "")
+            headers["location"] = received.get("location", "")
         if status == 304 or status in REDIRECT_STATUSES:
             return _Answer(url, status, headers, b"")
         if status >= 300:
-            raise _status_error(status, response.headers.get("retry-after"))
+            raise _status_error(status, received.get("retry-after"))
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if accept.media_types and media_type and media_type not in accept.media_types:
             raise FetchError(accept.reason, f"{url} is {media_type}", status=status)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit and not truncate:
             raise FetchError("too_large", f"Content-Length {declared} > {limit}", status=status)
-        content = self._read_body(response, limit, truncate, started)
+        decoder = _ContentDecoder(headers.get("content-encoding", ""))
+        content = self._read_body(response, decoder, limit, truncate, started)
         return _Answer(url, status, headers, content)
 
     def _read_body(
-        self, response: httpx.Response, limit: int, truncate: bool, started: float
+        self,
+        response: httpx.Response,
+        decoder: _ContentDecoder,
+        limit: int,
+        truncate: bool,
+        started: float,
     ) -> bytes:
         """Stream the body, stopping at ``limit`` bytes (decoded) and at the deadline."""
-        decoder = _ContentDecoder(response.headers.get("content-encoding", ""))
         body = bytearray()
         raw = response.iter_raw()
         while True:
@@ -966,6 +981,15 @@ class Fetcher:
             )
             delay = self.settings.max_crawl_delay
         return _Robots(rules, status, fetched_at, delay)
+
+
+def _header_map(response: httpx.Response) -> dict[str, str]:
+    """The response headers by lower-case name, repeated ones joined with ", " (as
+    ``httpx.Headers`` does), read once: each ``Headers`` look-up scans them all."""
+    merged: dict[str, str] = {}
+    for name, value in response.headers.multi_items():
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    return merged
 
 
 def _checked_url(url: str) -> str:
