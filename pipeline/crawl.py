@@ -6,9 +6,11 @@ frontier, then drains the frontier. Each URL is handled in two transactions:
 1. a worker thread claims the URL *and its host*, fetches it and stores the raw
    page ('fetched'); locking the host row keeps all workers (threads, processes,
    Airflow tasks) polite to that host while others fetch from other hosts;
-2. an extraction process claims the page by id, extracts it and stores the
-   article. Extraction is CPU-bound Python, so it runs in processes while the
-   threads do the I/O; only the page id crosses the process boundary.
+2. the page goes to an extraction process, which extracts it and stores the
+   article with a statement that takes the page only while it is still
+   'fetched'. Extraction is CPU-bound Python, so it runs in processes while the
+   threads do the I/O. Pages left 'fetched' by an interrupted pass (and pages
+   sent back by ``reprocess``) go by id and are read from Postgres.
 
 Every step commits its outcome, so a crash at any point leaves each URL in a
 recorded state that the next pass resumes from: nothing is lost, nothing is
@@ -465,9 +467,9 @@ def _fetch_one(
     intervals: dict[int, float],
     options: CrawlOptions,
     summary: CrawlSummary,
-) -> int | bool | None:
-    """Claim and fetch one URL: the page id if the page was stored, False if the
-    attempt failed (recorded), None if nothing was claimable.
+) -> store.FetchedPage | bool | None:
+    """Claim and fetch one URL: the page if it was stored, False if the attempt
+    failed (recorded), None if nothing was claimable.
 
     The host stays locked for the whole transaction. Its statements are not
     pipelined: psycopg's pipeline mode saves two round trips per page but costs
@@ -497,7 +499,7 @@ def _fetch_one(
             store.set_host_next_fetch(conn, job.host, interval)
             _record_failure(conn, job, exc, options, summary)
             return False
-        store.save_fetched(
+        page = store.save_fetched(
             conn,
             job,
             host_interval=interval,
@@ -511,7 +513,7 @@ def _fetch_one(
             note=None if result.complete else "truncated",
         )
     summary.add(pages_fetched=1)
-    return job.id
+    return page
 
 
 def _record_failure(
@@ -540,11 +542,11 @@ def _record_failure(
 
 
 class Extraction:
-    """Extracts stored pages by id in a pool of processes, as fetchers hand them over.
+    """Extracts fetched pages in a pool of processes, as fetchers hand them over.
 
-    Each process claims the page in Postgres with its own connection, extracts
-    it and stores the article in one transaction; results come back as a small
-    outcome that updates the summary. ``processes=0`` uses one thread instead.
+    Each process has its own connection and stores each page's outcome in one
+    statement; results come back as a small outcome that updates the summary.
+    ``processes=0`` uses one thread instead.
     """
 
     def __init__(
@@ -593,8 +595,9 @@ class Extraction:
         with self._lock:
             return len(self._pending)
 
-    def submit(self, page_id: int) -> None:
-        future = self._executor.submit(extract_stored_page, page_id)
+    def submit(self, page: store.FetchedPage | int) -> None:
+        """Extract a page just fetched, or one stored in news.raw_pages (by id)."""
+        future = self._executor.submit(extract_page, page)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -671,42 +674,43 @@ def _exit_when_gone(pid: int) -> None:
             pass
 
 
-def extract_stored_page(page_id: int) -> tuple[str, str | None] | None:
-    """Claim, extract and store one fetched page; runs in the extraction processes.
+def extract_page(page: store.FetchedPage | int) -> tuple[str, str | None] | None:
+    """Extract and store one fetched page (or stored page id); runs in the extraction
+    processes.
 
     Returns (outcome, publisher), or None if the page is no longer waiting
     (another worker took it).
     """
     conn: psycopg.Connection = _worker_state.conn
-    with conn.transaction():
-        page = store.claim_extract(conn, page_id)
+    if isinstance(page, int):
+        page = store.load_fetched(conn, page)
         if page is None:
             return None
-        try:
-            html, _ = decode_html(page.content, page.content_type)
-            extracted = extract(html, page.final_url)
-        except Exception as exc:  # keep the raw page; `vnnews reprocess` retries after a fix
-            log.exception("extraction failed for %s", page.final_url)
-            store.mark_failed(
-                conn, page.id, reason="extract_error", detail=repr(exc), status=None, retry_in=None
-            )
-            return "extract_error", page.publisher
-        return _save_extraction(conn, page, extracted), page.publisher
+    try:
+        html, _ = decode_html(page.content, page.content_type)
+        extracted = extract(html, page.final_url)
+    except Exception as exc:  # keep the raw page; `vnnews reprocess` retries after a fix
+        log.exception("extraction failed for %s", page.final_url)
+        taken = store.mark_extract_error(conn, page, repr(exc))
+        return ("extract_error", page.publisher) if taken else None
+    state = _save_extraction(conn, page, extracted)
+    return (state, page.publisher) if state is not None else None
 
 
 def _save_extraction(
     conn: psycopg.Connection, page: store.FetchedPage, extracted: ExtractedPage
-) -> str:
-    """Store the article (or record why not); returns the frontier state reached."""
+) -> str | None:
+    """Store the article (or record why not); returns the frontier state reached, or
+    None if another worker took the page meanwhile."""
     final_url = urls.canonicalize(page.final_url)
     if not extracted.is_article:
-        store.mark_not_article(
+        taken = store.mark_not_article(
             conn,
             page,
             canonical_url=extracted.canonical_url,
             reason=extracted.reason or "not an article",
         )
-        return "not_article"
+        return "not_article" if taken else None
     fields = store.ArticleFields(
         url=_article_url(extracted.canonical_url, final_url),
         publisher=page.publisher or urls.host_of(final_url),
@@ -717,8 +721,8 @@ def _save_extraction(
         published_at=extracted.published_at or page.published_hint,
         language=extracted.language,
     )
-    state, _ = store.save_article(conn, page, fields)
-    return state
+    saved = store.save_article(conn, page, fields)
+    return saved[0] if saved is not None else None
 
 
 def _article_url(canonical: str | None, final_url: str) -> str:

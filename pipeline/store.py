@@ -315,12 +315,15 @@ WITH host AS (
            content_type = EXCLUDED.content_type, charset = EXCLUDED.charset,
            etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
            html_gzip = EXCLUDED.html_gzip, html_bytes = EXCLUDED.html_bytes, fetched_at = now()
+    RETURNING fetched_at
 )
-UPDATE news.frontier
+UPDATE news.frontier f
    SET state = 'fetched', attempts = attempts + 1, http_status = %(status)s,
        final_url = %(final_url)s, error_reason = %(note)s, error_detail = NULL,
        updated_at = now()
  WHERE id = %(id)s
+RETURNING (SELECT fetched_at FROM raw), title_hint, published_hint,
+          (SELECT name FROM news.sources s WHERE s.id = f.source_id)
 """
 
 MARK_FAILED = """
@@ -352,10 +355,14 @@ def save_fetched(
     etag: str | None,
     last_modified: str | None,
     note: str | None = None,
-) -> None:
+) -> FetchedPage:
     """Store the raw page, move the URL to 'fetched' (``note``: e.g. 'truncated') and
-    schedule the host's next request ``host_interval`` seconds from now."""
-    conn.execute(
+    schedule the host's next request ``host_interval`` seconds from now.
+
+    Returns the page as extraction needs it, so that it can be handed over
+    without being read back.
+    """
+    fetched_at, title_hint, published_hint, publisher = conn.execute(
         SAVE_FETCHED,
         {
             "id": job.id,
@@ -371,6 +378,17 @@ def save_fetched(
             "html_bytes": len(content),
             "note": note,
         },
+    ).fetchone()
+    return FetchedPage(
+        job.id,
+        final_url,
+        content,
+        content_type,
+        fetched_at,
+        title_hint,
+        published_hint,
+        job.source_id,
+        publisher,
     )
 
 
@@ -415,14 +433,13 @@ class FetchedPage:
     publisher: str | None
 
 
-CLAIM_EXTRACT = """
+LOAD_FETCHED = """
 SELECT f.id, r.final_url, r.html_gzip, r.content_type, r.fetched_at, f.title_hint,
        f.published_hint, f.source_id, s.name AS publisher
   FROM news.frontier f
   JOIN news.raw_pages r ON r.frontier_id = f.id
   LEFT JOIN news.sources s ON s.id = f.source_id
  WHERE f.id = %(id)s AND f.state = 'fetched'
-   FOR UPDATE OF f
 """
 
 FETCHED_PAGE_IDS = """
@@ -433,14 +450,14 @@ SELECT id FROM news.frontier
 """
 
 
-def claim_extract(conn: psycopg.Connection, page_id: int) -> FetchedPage | None:
-    """Lock a stored page awaiting extraction, or None if it is no longer waiting.
+def load_fetched(conn: psycopg.Connection, page_id: int) -> FetchedPage | None:
+    """A stored page awaiting extraction, or None if it is no longer waiting.
 
-    This waits for the row lock instead of skipping locked rows: a fetch claim
-    (ORDER BY ... LIMIT ... FOR UPDATE SKIP LOCKED) may briefly hold the lock of a
-    row it scanned and then rejected, and skipping would leave the page behind.
+    Nothing is locked: the statements that record the outcome (save_article,
+    mark_not_article, mark_extract_error) take the page only if it is still
+    'fetched', so of two workers extracting one page only the first one writes.
     """
-    row = conn.execute(CLAIM_EXTRACT, {"id": page_id}).fetchone()
+    row = conn.execute(LOAD_FETCHED, {"id": page_id}).fetchone()
     if row is None:
         return None
     page_id, final_url, html_gzip, *rest = row
@@ -464,18 +481,24 @@ class ArticleFields:
     language: str | None
 
 
-# One round trip stores the article and records the outcome on the frontier row.
-# A re-extraction (reprocess) of the same frontier row updates its article; the
+# One statement stores the article and records the outcome on the frontier row,
+# if the row still waits for extraction ('claimed' is empty once another worker
+# recorded an outcome; FOR UPDATE waits for a worker that is doing so). A
+# re-extraction (reprocess) of the same frontier row updates its article; the
 # NLP and story stages start over only if the text itself changed. When another
-# frontier row already holds the URL, nothing is written and the row becomes a
-# 'duplicate' (RESOLVE_DUPLICATE then links it to that article).
+# frontier row already holds the URL, no article is written and the row becomes
+# a 'duplicate' of that article.
 SAVE_ARTICLE = """
-WITH stored AS (
+WITH claimed AS (
+    SELECT id FROM news.frontier WHERE id = %(frontier_id)s AND state = 'fetched' FOR UPDATE
+), stored AS (
     INSERT INTO news.articles
            (url, source_id, publisher, title, lead, body, author, published_at, language,
             frontier_id, fetched_at)
-    VALUES (%(url)s, %(source_id)s, %(publisher)s, %(title)s, %(lead)s, %(body)s, %(author)s,
-            %(published_at)s, %(language)s, %(frontier_id)s, %(fetched_at)s)
+    SELECT %(url)s, %(source_id)s::bigint, %(publisher)s, %(title)s, %(lead)s, %(body)s,
+           %(author)s, %(published_at)s::timestamptz, %(language)s, claimed.id,
+           %(fetched_at)s::timestamptz
+      FROM claimed
     ON CONFLICT (url) DO UPDATE
        SET title = EXCLUDED.title, lead = EXCLUDED.lead, body = EXCLUDED.body,
            author = EXCLUDED.author, published_at = EXCLUDED.published_at,
@@ -488,14 +511,15 @@ WITH stored AS (
 )
 UPDATE news.frontier
    SET state = CASE WHEN EXISTS (SELECT 1 FROM stored) THEN 'extracted' ELSE 'duplicate' END,
-       article_id = (SELECT id FROM stored), canonical_url = %(url)s, error_detail = NULL,
-       updated_at = now()
- WHERE id = %(frontier_id)s
+       article_id = coalesce((SELECT id FROM stored),
+                             (SELECT id FROM news.articles WHERE url = %(url)s)),
+       canonical_url = %(url)s, error_detail = NULL, updated_at = now()
+ WHERE id = (SELECT id FROM claimed)
 RETURNING state, article_id
 """
 
-# A separate statement, so that it sees an article committed by a concurrent
-# worker while the upsert above waited for it.
+# The statement above cannot see an article that a concurrent worker committed
+# while the upsert waited for it; this one, run after it, can.
 RESOLVE_DUPLICATE = """
 UPDATE news.frontier
    SET article_id = (SELECT id FROM news.articles WHERE url = %(url)s)
@@ -507,37 +531,62 @@ MARK_NOT_ARTICLE = """
 UPDATE news.frontier
    SET state = 'not_article', canonical_url = %(canonical_url)s, article_id = NULL,
        error_detail = %(reason)s, updated_at = now()
- WHERE id = %(id)s
+ WHERE id = %(id)s AND state = 'fetched'
+RETURNING id
+"""
+
+# The raw page is kept: `vnnews reprocess` retries it after a fix of the extractor.
+MARK_EXTRACT_ERROR = """
+UPDATE news.frontier
+   SET state = 'gone', error_reason = 'extract_error', error_detail = %(detail)s,
+       updated_at = now()
+ WHERE id = %(id)s AND state = 'fetched'
+RETURNING id
 """
 
 
 def save_article(
-    conn: psycopg.Connection, job: FetchedPage, fields: ArticleFields
-) -> tuple[str, int]:
-    """Store the article unless another URL already holds it; returns (state, article id)."""
+    conn: psycopg.Connection, page: FetchedPage, fields: ArticleFields
+) -> tuple[str, int] | None:
+    """Store the article unless another URL already holds it; returns (state, article
+    id), or None if the page no longer waits for extraction (another worker took it)."""
     params = {
         **fields.__dict__,
-        "source_id": job.source_id,
-        "frontier_id": job.id,
-        "fetched_at": job.fetched_at,
+        "source_id": page.source_id,
+        "frontier_id": page.id,
+        "fetched_at": page.fetched_at,
     }
-    state, article_id = conn.execute(SAVE_ARTICLE, params).fetchone()
+    row = conn.execute(SAVE_ARTICLE, params).fetchone()
+    if row is None:
+        return None
+    state, article_id = row
     if article_id is None:
         (article_id,) = conn.execute(RESOLVE_DUPLICATE, params).fetchone()
     return state, article_id
 
 
 def mark_not_article(
-    conn: psycopg.Connection, job: FetchedPage, *, canonical_url: str | None, reason: str
-) -> None:
-    conn.execute(MARK_NOT_ARTICLE, {"id": job.id, "canonical_url": canonical_url, "reason": reason})
+    conn: psycopg.Connection, page: FetchedPage, *, canonical_url: str | None, reason: str
+) -> bool:
+    """Record that the page is not an article; False if another worker took the page."""
+    params = {"id": page.id, "canonical_url": canonical_url, "reason": reason}
+    return conn.execute(MARK_NOT_ARTICLE, params).fetchone() is not None
+
+
+def mark_extract_error(conn: psycopg.Connection, page: FetchedPage, detail: str) -> bool:
+    """Record that extraction crashed; False if another worker took the page."""
+    params = {"id": page.id, "detail": detail[:1000]}
+    return conn.execute(MARK_EXTRACT_ERROR, params).fetchone() is not None
 
 
 REQUEUE_EXTRACTION = """
-UPDATE news.frontier f SET state = 'fetched', updated_at = now()
+UPDATE news.frontier f
+   SET state = 'fetched', updated_at = now(),
+       error_reason = CASE WHEN f.state = 'gone' THEN NULL ELSE f.error_reason END
   FROM news.raw_pages r
  WHERE r.frontier_id = f.id
-   AND f.state IN ('extracted', 'not_article', 'duplicate')
+   AND (f.state IN ('extracted', 'not_article', 'duplicate')
+        OR (f.state = 'gone' AND f.error_reason = 'extract_error'))
    AND (%(source_ids)s::bigint[] IS NULL OR f.source_id = ANY(%(source_ids)s::bigint[]))
 """
 

@@ -84,3 +84,79 @@ def test_source_filter_restricts_claims(conn):
     job = store.claim_fetch(conn, [feeds["Báo B"].source_id])
     assert job.host == "b.example.vn"
     conn.rollback()
+
+
+def _fetched_page(conn, feed, url):
+    """Fetch ``url`` (enqueued on ``feed``'s host) as the crawl would; the stored page."""
+    _enqueue(conn, feed, url)
+    job = store.claim_fetch(conn, None)
+    page = store.save_fetched(
+        conn,
+        job,
+        host_interval=0,
+        final_url=url,
+        status=200,
+        content=b"<html><body><p>Bai bao</p></body></html>",
+        content_type="text/html; charset=utf-8",
+        charset="utf-8",
+        etag=None,
+        last_modified=None,
+    )
+    conn.commit()
+    return page
+
+
+def _fields(url):
+    return store.ArticleFields(url, "Báo A", "Tiêu đề", None, "Nội dung", None, None, "vi")
+
+
+def test_the_handed_over_page_equals_the_stored_one(conn):
+    feeds = _sources(conn)
+    page = _fetched_page(conn, feeds["Báo A"], "https://a.example.vn/1.html")
+    assert page.publisher == "Báo A" and page.fetched_at is not None
+    assert store.load_fetched(conn, page.id) == page
+
+
+def test_only_the_first_outcome_of_a_page_is_recorded(conn, database_url):
+    """Two workers extract one page (a crawl and a reprocess, say): one article, one outcome."""
+    feeds = _sources(conn)
+    page = _fetched_page(conn, feeds["Báo A"], "https://a.example.vn/1.html")
+    with psycopg.connect(database_url, autocommit=True) as other:
+        state, article_id = store.save_article(other, page, _fields(page.final_url))
+        assert state == "extracted"
+    assert store.save_article(conn, page, _fields(page.final_url)) is None
+    assert not store.mark_not_article(conn, page, canonical_url=None, reason="listing")
+    assert not store.mark_extract_error(conn, page, "boom")
+    conn.commit()
+    row = conn.execute(
+        "SELECT f.state, f.article_id, (SELECT count(*) FROM news.articles)"
+        "  FROM news.frontier f WHERE f.id = %s",
+        (page.id,),
+    ).fetchone()
+    assert row == ("extracted", article_id, 1)
+
+
+def test_a_duplicate_page_links_to_the_article_that_holds_its_url(conn):
+    feeds = _sources(conn)
+    first = _fetched_page(conn, feeds["Báo A"], "https://a.example.vn/1.html")
+    second = _fetched_page(conn, feeds["Báo A"], "https://a.example.vn/1.html?from=home")
+    _, article_id = store.save_article(conn, first, _fields("https://a.example.vn/1.html"))
+    assert store.save_article(conn, second, _fields("https://a.example.vn/1.html")) == (
+        "duplicate",
+        article_id,
+    )
+
+
+def test_reprocess_requeues_pages_whose_extraction_crashed(conn):
+    feeds = _sources(conn)
+    page = _fetched_page(conn, feeds["Báo A"], "https://a.example.vn/1.html")
+    assert store.mark_extract_error(conn, page, "RuntimeError('bug')")
+    conn.commit()
+    assert store.load_fetched(conn, page.id) is None
+    assert store.requeue_extraction(conn, None) == 1
+    assert store.load_fetched(conn, page.id) == page
+    state, _ = store.save_article(conn, page, _fields(page.final_url))
+    row = conn.execute(
+        "SELECT state, error_reason FROM news.frontier WHERE id = %s", (page.id,)
+    ).fetchone()
+    assert state == "extracted" and row == ("extracted", None)
