@@ -790,7 +790,6 @@ def assign_article(
     term_df, entity_df, documents = _count_frequencies(conn, article)
     vectors = article_vectors(article, term_df, entity_df, documents)
 
-    result: Assignment
     result: Assignment | None = None
     duplicate = _near_duplicate(conn, article, settings)
     link = (duplicate[0], duplicate[2]) if duplicate else None
