@@ -44,6 +44,10 @@ from pipeline.sources import Source, SourcesFile
 
 log = logging.getLogger(__name__)
 
+#: Pages handed to extraction and not yet done, at most: fetched pages wait in
+#: memory (real pages are ~200 kB), and a few per extraction process keep them busy.
+MAX_QUEUED_PAGES = 32
+
 #: How long an idle worker waits before asking again when every host with due
 #: work is busy with another worker; doubled while it stays idle, up to the max.
 IDLE_POLL = 0.01
@@ -560,6 +564,7 @@ class Extraction:
         self._on_done = on_done
         self._lock = threading.Lock()
         self._pending: set[Future] = set()
+        self._room = threading.BoundedSemaphore(MAX_QUEUED_PAGES)
         self._error: BaseException | None = None
         self._executor: Executor
         if processes > 0:
@@ -596,8 +601,17 @@ class Extraction:
             return len(self._pending)
 
     def submit(self, page: store.FetchedPage | int) -> None:
-        """Extract a page just fetched, or one stored in news.raw_pages (by id)."""
-        future = self._executor.submit(extract_page, page)
+        """Extract a page just fetched, or one stored in news.raw_pages (by id).
+
+        Blocks while MAX_QUEUED_PAGES are waiting, so fetchers that outpace the
+        extraction processes slow down instead of piling pages up in memory.
+        """
+        self._room.acquire()
+        try:
+            future = self._executor.submit(extract_page, page)
+        except BaseException:  # a broken pool: give the slot back, let the caller see it
+            self._room.release()
+            raise
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -617,6 +631,7 @@ class Extraction:
     def _done(self, future: Future) -> None:
         with self._lock:
             self._pending.discard(future)
+        self._room.release()
         error = future.exception()
         if error is not None:  # the pool broke (e.g. a process was killed); pages stay 'fetched'
             self._error = self._error or error

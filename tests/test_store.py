@@ -1,8 +1,13 @@
-"""The frontier in Postgres: de-duplication and claims that never overlap."""
+"""The frontier in Postgres: de-duplication, claims that never overlap, and the
+hand-over of fetched pages to extraction."""
+
+import threading
+import time
 
 import psycopg
 
 from pipeline import store
+from pipeline.crawl import MAX_QUEUED_PAGES, CrawlSummary, Extraction
 from pipeline.feeds import FeedItem
 from pipeline.sources import Source
 
@@ -160,3 +165,30 @@ def test_reprocess_requeues_pages_whose_extraction_crashed(conn):
         "SELECT state, error_reason FROM news.frontier WHERE id = %s", (page.id,)
     ).fetchone()
     assert state == "extracted" and row == ("extracted", None)
+
+
+def test_extraction_holds_a_bounded_number_of_pages(conn, database_url):
+    """Fetchers that outpace extraction wait instead of queueing pages without limit."""
+    feeds = _sources(conn)
+    total = MAX_QUEUED_PAGES + 8
+    pages = [
+        _fetched_page(conn, feeds["Báo A"], f"https://a.example.vn/{n}.html") for n in range(total)
+    ]
+    summary = CrawlSummary()
+    with psycopg.connect(database_url) as blocker:
+        # extraction records each outcome under the page's row lock: hold them all
+        blocker.execute("SELECT id FROM news.frontier FOR UPDATE").fetchall()
+        with Extraction(database_url, 0, summary) as extraction:
+            submitter = threading.Thread(target=lambda: [extraction.submit(p) for p in pages])
+            submitter.start()
+            deadline = time.monotonic() + 10
+            while extraction.in_flight < MAX_QUEUED_PAGES and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            queued, waiting = extraction.in_flight, submitter.is_alive()
+            blocker.rollback()
+            submitter.join(timeout=30)
+            extraction.wait()
+    assert queued == MAX_QUEUED_PAGES and waiting
+    assert not submitter.is_alive()
+    assert summary.not_articles + summary.articles_stored == total
