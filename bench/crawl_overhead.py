@@ -18,7 +18,9 @@ one run:
 
 The acceptance figure is the overhead of (1) against (2): 1 - crawl rate /
 bare rate, which must be at most 25%: the median over several rounds, each a
-fresh crawl with bare passes just before and after it.
+fresh crawl with bare passes just before and after it, for the last --hosts
+value (4 by default: a real crawl spans many publishers, and each host's
+Crawl-delay, not its serial chain of claim, fetch and save, paces it).
 
     .venv/bin/python bench/crawl_overhead.py [--articles FILE] [--hosts 1,4] [--rounds 5]
 """
