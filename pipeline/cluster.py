@@ -12,7 +12,8 @@ Articles are taken one at a time in publication order. For each:
 3. A near-duplicate (the same wire text republished) is looked up through
    MinHash LSH buckets; the link is recorded in ``story_articles.duplicate_of``
    and the article joins its original's story if that story is in the window
-   (a republication weeks later is linked but placed by its own date).
+   and its datelines (below) allow it (a republication weeks later, or a
+   templated daily report, is linked but placed on its own).
 4. Otherwise candidate stories come from ``news.story_postings`` (a story's top
    terms and entities with its last activity), restricted to the time window,
    so the cost per article does not grow with the number of stories stored.
@@ -20,8 +21,10 @@ Articles are taken one at a time in publication order. For each:
    story centroid, cosine of the titles, cosine of the entities, minus a time
    penalty and a penalty growing with the log of the story's size (a broad
    centroid is weak evidence; this is what keeps topics from chaining into
-   mega-stories). The best at or above ``JOIN_THRESHOLD`` is joined, else the
-   article opens a new story whose id is the article's id.
+   mega-stories). A story whose headlines carry a dateline for another day
+   ("Sáng 22/10: ..." against "Sáng 23/10: ...") is not a candidate: that is
+   the next day's report. The best at or above ``JOIN_THRESHOLD`` is joined,
+   else the article opens a new story whose id is the article's id.
 5. A second candidate that also clears the join threshold and whose centroid
    matches the joined story's (``MERGE_THRESHOLD``) is merged into it; the
    merged id stays resolvable (``stories.merged_into``, ``news.resolve_story``).
@@ -43,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import struct
 import time
 from collections import Counter
@@ -296,6 +300,31 @@ def article_vectors(
     return ArticleVectors(normalise(text), normalise(title), normalise(entity))
 
 
+#: A calendar day, "22/10" or "5/12/2024", among a headline's first words: a
+#: dateline ("Sáng 22/10: ...", "Giá vàng hôm nay 5/12 ..."). Daily reports
+#: (markets, prices, weather) repeat their vocabulary every day, and their
+#: datelines are what tells one day's report from the next. A day named
+#: further on is usually an event's date ("... gặp ông Austin vào ngày 26/3"),
+#: which articles on one story give differently, so it does not count.
+DATELINE_DAY = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?:/\d{2,4})?(?![\d/])")
+DATELINE_WORDS = 5
+
+
+def dateline_days(title: str) -> frozenset[tuple[int, int]]:
+    """The (day, month) pairs named in the headline's first DATELINE_WORDS words."""
+    opening = " ".join(title.split()[:DATELINE_WORDS])
+    return frozenset(
+        (int(day), int(month))
+        for day, month in DATELINE_DAY.findall(opening)
+        if 1 <= int(day) <= 31 and 1 <= int(month) <= 12
+    )
+
+
+def other_days(a: frozenset[tuple[int, int]], b: frozenset[tuple[int, int]]) -> bool:
+    """True when both sides have datelines and no day in common: two days' reports."""
+    return bool(a and b and not a & b)
+
+
 # --- scoring ------------------------------------------------------------------------
 
 
@@ -457,6 +486,12 @@ ORDER BY count(*) DESC, story_id
 LIMIT %s
 """
 
+MEMBER_TITLES = """
+SELECT sa.story_id, a.title
+FROM news.story_articles AS sa JOIN news.articles AS a ON a.id = sa.article_id
+WHERE sa.story_id = ANY(%s)
+"""
+
 STORY_COLUMNS = """
 id, text_vector, title_vector, entity_vector, first_published_at, last_published_at,
 article_count, label_score
@@ -596,6 +631,18 @@ def _postings(story: StoryState) -> list[str]:
     term_features = ["t:" + t for t in list(_top(story.text, POSTING_TERMS))]
     entity_features = ["e:" + e for e in list(_top(story.entity, POSTING_ENTITIES))]
     return term_features + entity_features
+
+
+def _datelines(
+    conn: psycopg.Connection, days: frozenset[tuple[int, int]], story_ids: Sequence[int]
+) -> dict[int, frozenset[tuple[int, int]]]:
+    """Each story's dateline days, read from its members' headlines; only looked up
+    when the article has a dateline itself (else no story's can matter)."""
+    found: dict[int, frozenset[tuple[int, int]]] = dict.fromkeys(story_ids, frozenset())
+    if days and story_ids:
+        for story_id, title in conn.execute(MEMBER_TITLES, (list(story_ids),)):
+            found[story_id] |= dateline_days(title)
+    return found
 
 
 def _query_features(article: Article, vectors: ArticleVectors) -> list[str]:
@@ -798,8 +845,11 @@ def assign_article(
         story = _story_state(conn.execute(LOAD_STORY, (story_id,)).fetchone())
         gap = time_gap(article.published_at, story)
         # A copy joins its original's story unless that story is out of the window
-        # (a republication weeks later is linked, but placed by its own date).
-        if article.published_at is None or gap <= settings.window:
+        # (a republication weeks later is linked, but placed by its own date) or
+        # its headline names another day (a templated daily report).
+        in_window = article.published_at is None or gap <= settings.window
+        days = dateline_days(article.title)
+        if in_window and not other_days(days, _datelines(conn, days, [story.id])[story.id]):
             fit = score(vectors, story, gap, settings, has_body=article.has_body)
             detail = {"duplicate_of": other_id, "jaccard": round(jaccard, 4), **fit.detail()}
             _join_story(conn, story, article, vectors, fit.total, detail, link)
@@ -823,9 +873,12 @@ def _place(
 ) -> Assignment:
     """Join the best-scoring active story (merging a second close one) or open a story."""
     scored = []
-    for story in _candidates(conn, article, vectors, settings):
+    candidates = _candidates(conn, article, vectors, settings)
+    days = dateline_days(article.title)
+    datelines = _datelines(conn, days, [story.id for story in candidates])
+    for story in candidates:
         gap = time_gap(article.published_at, story)
-        if gap > settings.window:
+        if gap > settings.window or other_days(days, datelines[story.id]):
             continue
         scored.append((story, score(vectors, story, gap, settings, has_body=article.has_body)))
     scored.sort(key=lambda pair: (-pair[1].total, pair[0].id))

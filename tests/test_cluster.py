@@ -307,3 +307,60 @@ def test_one_writer_at_a_time(database_url) -> None:
     writer.join()
     with db.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM news.story_articles").fetchone()[0] == 13
+
+
+MARKET_BODY = (
+    "Chỉ số VN-Index {move} {points} điểm trong phiên sáng, dòng tiền tập trung vào nhóm "
+    "cổ phiếu ngân hàng và bất động sản. Thanh khoản trên sàn HOSE đạt hơn {value} tỉ đồng, "
+    "khối ngoại {foreign} ròng khoảng {net} tỉ đồng. Cổ phiếu Vietcombank, VPBank và Vinhomes "
+    "dẫn dắt thị trường, trong khi nhóm chứng khoán và thép giao dịch trầm lắng. Các công ty "
+    "chứng khoán khuyến nghị nhà đầu tư thận trọng, hạn chế mua đuổi khi chỉ số tiến gần vùng "
+    "kháng cự {level} điểm."
+)
+
+
+def _market_reports(path, *, dated: bool):
+    days = [
+        ("22/10", "2024-10-22T11:45:00+07:00", "giảm", "8,5", "12.400", "bán", "310"),
+        ("23/10", "2024-10-23T11:40:00+07:00", "tăng", "6,2", "13.100", "mua", "250"),
+    ]
+    lines = []
+    for n, (day, moment, move, points, value, foreign, net) in enumerate(days):
+        prefix = f"Chứng khoán sáng {day}: " if dated else "Chứng khoán sáng nay: "
+        record = {
+            "id": f"m{n}",
+            "url": f"https://tin-{n}.example/chung-khoan-sang-{n}",
+            "publisher": f"tin-{n}.example",
+            "published_at": moment,
+            "title": prefix + f"VN-Index {move} {points} điểm, khối ngoại {foreign} ròng",
+            "body": MARKET_BODY.format(
+                move=move, points=points, value=value, foreign=foreign, net=net, level="1.280"
+            ),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("dated", [True, False])
+def test_daily_reports_that_name_different_days_are_different_stories(
+    database_url, tmp_path, dated
+) -> None:
+    """Two days' market reports share nearly every word; their datelines keep them
+    apart, and without the datelines they would be one story."""
+    ingest.load_file(database_url, _market_reports(tmp_path / "m.jsonl", dated=dated), workers=1)
+    with db.connect(database_url) as conn:
+        stories = stories_by_external_id(conn)
+    assert (stories["m0"] != stories["m1"]) is dated
+
+
+def test_datelines_are_days_named_at_the_start_of_a_headline() -> None:
+    assert cluster.dateline_days("Sáng 22/10: Sắc đỏ bao trùm") == {(22, 10)}
+    assert cluster.dateline_days("Giá vàng hôm nay 5/12/2024 tăng mạnh") == {(5, 12)}
+    # an event's date further on, a score, a month and year: not datelines
+    assert not cluster.dateline_days("Hà Nội: 12 cửa hàng xăng dầu đóng cửa ngày 31/10")
+    assert not cluster.dateline_days("U21 Việt Nam thắng 3-1 trước U21 Sydney")
+    assert not cluster.dateline_days("Lạm phát 12/2013 thấp nhất nhiều năm")
+    assert cluster.other_days(frozenset({(22, 10)}), frozenset({(23, 10)}))
+    assert not cluster.other_days(frozenset({(22, 10)}), frozenset())
+    assert not cluster.other_days(frozenset({(22, 10)}), frozenset({(22, 10), (23, 10)}))
