@@ -368,6 +368,12 @@ def _split_items(
     own_sites = {_site(urls.host_of(homepage)), _site(urls.host_of(feed.url))}
     accepted, rejected = [], []
     for item in items:
+        if len(item.url.encode()) > urls.MAX_URL_LENGTH:
+            # recorded under its first characters: Postgres cannot index the whole
+            detail = f"a link of {len(item.url.encode())} bytes"
+            shortened = replace(item, url=item.url[:REJECTED_URL_CHARS])
+            rejected.append((shortened, "", "bad_url", detail))
+            continue
         if not urls.is_http_url(item.url):
             rejected.append((item, "", "bad_scheme", "only http(s) links are crawled"))
             continue
@@ -378,6 +384,9 @@ def _split_items(
             rejected.append((item, host, "offsite", f"{host} is not the publisher's site"))
     return accepted, rejected
 
+
+#: A link too long to crawl is recorded under this many of its first characters.
+REJECTED_URL_CHARS = 500
 
 #: Second-level labels under which country domains register names (``.com.vn``).
 SECOND_LEVEL_LABELS = frozenset({"com", "net", "org", "gov", "edu", "ac", "co", "info", "int"})
@@ -632,6 +641,8 @@ class Extraction:
         with self._lock:
             self._pending.discard(future)
         self._room.release()
+        if future.cancelled():  # the pass is failing; its pages stay 'fetched'
+            return
         error = future.exception()
         if error is not None:  # the pool broke (e.g. a process was killed); pages stay 'fetched'
             self._error = self._error or error
@@ -703,12 +714,13 @@ def extract_page(page: store.FetchedPage | int) -> tuple[str, str | None] | None
             return None
     try:
         html, _ = decode_html(page.content, page.content_type)
-        extracted = extract(html, page.final_url)
+        state = _save_extraction(conn, page, extract(html, page.final_url))
     except Exception as exc:  # keep the raw page; `vnnews reprocess` retries after a fix
+        if conn.broken or conn.closed:
+            raise  # the database went away, not this page's fault: it stays 'fetched'
         log.exception("extraction failed for %s", page.final_url)
         taken = store.mark_extract_error(conn, page, repr(exc))
         return ("extract_error", page.publisher) if taken else None
-    state = _save_extraction(conn, page, extracted)
     return (state, page.publisher) if state is not None else None
 
 
@@ -719,10 +731,11 @@ def _save_extraction(
     None if another worker took the page meanwhile."""
     final_url = urls.canonicalize(page.final_url)
     if not extracted.is_article:
+        canonical = extracted.canonical_url
         taken = store.mark_not_article(
             conn,
             page,
-            canonical_url=extracted.canonical_url,
+            canonical_url=canonical if canonical and urls.is_http_url(canonical) else None,
             reason=extracted.reason or "not an article",
         )
         return "not_article" if taken else None
@@ -742,8 +755,10 @@ def _save_extraction(
 
 def _article_url(canonical: str | None, final_url: str) -> str:
     """The page's own canonical URL wins when it points into the same site."""
-    if canonical and urls.is_http_url(canonical):
-        canonical = urls.canonicalize(canonical)
-        if _site(urls.host_of(canonical)) == _site(urls.host_of(final_url)):
-            return canonical
+    try:
+        canonical = urls.canonicalize(canonical) if canonical else None
+    except urls.UrlError:  # not http(s), or too long
+        return final_url
+    if canonical and _site(urls.host_of(canonical)) == _site(urls.host_of(final_url)):
+        return canonical
     return final_url

@@ -142,8 +142,13 @@ def parse_record(line: str) -> IngestRecord:
         raise RecordError(f"'id' must be a string or an integer, not {raw_id!r}")
     external_id = str(raw_id) if raw_id is not None and str(raw_id).strip() else None
     url = _text(record, "url", required=False)
+    if url is not None and len(url.encode()) > urls.MAX_URL_LENGTH:
+        raise RecordError(f"'url' is {len(url.encode())} bytes long (max {urls.MAX_URL_LENGTH})")
     if url is not None and urls.is_http_url(url):
-        url = urls.canonicalize(url)  # the crawler's identity, so both routes meet
+        try:
+            url = urls.canonicalize(url)  # the crawler's identity, so both routes meet
+        except urls.UrlError as exc:  # too long once its characters are escaped
+            raise RecordError(f"'url': {exc}") from None
     if url is None:
         if external_id is None:
             raise RecordError("no 'url' and no 'id' to derive one from")

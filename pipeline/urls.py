@@ -23,6 +23,12 @@ HTTP_SCHEMES = frozenset({"http", "https"})
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
+#: Longer URLs are refused. The sitemaps protocol caps URLs below 2,048
+#: characters (https://www.sitemaps.org/protocol.html) and real article URLs
+#: are a few hundred; Postgres cannot index a text value over ~2.7 kB, so one
+#: absurd link in a feed would otherwise fail the whole feed's transaction.
+MAX_URL_LENGTH = 2048
+
 #: Query parameters that only identify a campaign or a click, never the page.
 #: Dropping them merges the copies of one article that feeds and share buttons
 #: produce (newsim's ``dup-items`` fault adds ``utm_*`` to feed links).
@@ -83,7 +89,10 @@ def canonicalize(url: str, base: str | None = None) -> str:
     parts, authority = _http_parts(url, base)
     path = _remove_dot_segments(_normalise_escapes(parts.path, _PATH_SAFE)) or "/"
     query = _strip_tracking(parts.query)
-    return f"{parts.scheme.lower()}://{authority}{path}" + (f"?{query}" if query else "")
+    canonical = f"{parts.scheme.lower()}://{authority}{path}" + (f"?{query}" if query else "")
+    if len(canonical) > MAX_URL_LENGTH:  # escaping raw non-ASCII can triple the length
+        raise UrlError(f"URL of {len(canonical)} characters (max {MAX_URL_LENGTH})")
+    return canonical
 
 
 def host_of(url: str) -> str:
@@ -107,6 +116,8 @@ def is_http_url(url: str) -> bool:
 def _http_parts(url: str, base: str | None = None) -> tuple[SplitResult, str]:
     """The split URL and its normalised authority; UrlError unless http(s) with a host."""
     url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise UrlError(f"URL of {len(url)} characters (max {MAX_URL_LENGTH}): {url[:200]!r}")
     try:
         parts = urlsplit(url if base is None else urljoin(base.strip(), url))
     except ValueError as exc:  # e.g. "http://[not-ipv6]/"

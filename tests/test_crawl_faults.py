@@ -7,6 +7,7 @@ robots.txt forbids nor connects to private addresses.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from itertools import islice, pairwise
@@ -131,3 +132,39 @@ def test_without_network_the_crawl_ends_with_a_per_source_error_summary(database
     with psycopg.connect(database_url) as conn:
         errors = [e for (e,) in conn.execute("SELECT last_error FROM news.feeds")]
     assert len(errors) == 3 and all(e.startswith("dns_error") for e in errors)
+
+
+def test_an_absurdly_long_link_in_a_feed_is_recorded_and_the_rest_crawled(
+    httpserver, database_url, tmp_path
+):
+    """Postgres cannot index a 6 kB URL: the link is recorded as bad_url under its first
+    characters instead of failing the feed's transaction (and with it the crawl)."""
+    base = f"http://127.0.0.1:{httpserver.port}"
+    noise = random.Random(7).randbytes(3000).hex()  # incompressible, as an index entry
+    long_link = f"{base}/tin/{noise}.html"
+    feed = (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Tin</title>'
+        f"<item><title>Buýt điện</title><link>{base}/tin/buyt-dien.html</link></item>"
+        f"<item><title>Dài</title><link>{long_link}</link></item>"
+        "</channel></rss>"
+    )
+    page = (FIXTURES / "pages" / "express_figure.html").read_text(encoding="utf-8")
+    httpserver.expect_request("/robots.txt").respond_with_data("", status=404)
+    httpserver.expect_request("/rss").respond_with_data(feed, content_type="application/rss+xml")
+    httpserver.expect_request("/tin/buyt-dien.html").respond_with_data(
+        page, content_type="text/html; charset=utf-8"
+    )
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(
+        "settings:\n  allow_hosts: [127.0.0.1]\n  min_host_interval: 0\n"
+        f"sources:\n  - name: Báo Thử\n    homepage: {base}/\n    feeds: [{base}/rss]\n",
+        encoding="utf-8",
+    )
+    summary = crawl(database_url, load_sources(sources), options=CrawlOptions(processes=0))
+    assert (summary.articles_stored, summary.rejected_urls) == (1, 1), summary.format()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT state, error_reason, length(url) FROM news.frontier ORDER BY id"
+        ).fetchall()
+    article_url = f"{base}/tin/buyt-dien.html"
+    assert rows == [("extracted", None, len(article_url)), ("gone", "bad_url", 500)]

@@ -153,3 +153,20 @@ def test_cli_ingest_runs_processing_and_clustering(database_url, tmp_path) -> No
     assert set(stories[0]["articles"][0]) == {"url", "title", "publisher", "published_at"}
     flood = next(s for s in stories if any("Quảng Bình" in a["title"] for a in s["articles"]))
     assert len(flood["articles"]) == 5
+
+
+def test_urls_too_long_to_index_are_reported_and_skipped(conn, tmp_path) -> None:
+    escaped_too_long = "https://tin.example/" + "đ" * 800  # 1,620 bytes, 4,820 once escaped
+    path = _write(
+        tmp_path / "long.jsonl",
+        [
+            {**GOOD, "url": "https://tin.example/" + "x" * 3000},
+            {**GOOD, "url": escaped_too_long},
+            GOOD,
+        ],
+    )
+    summary = ingest.ingest_jsonl(conn, path)
+    reasons = {error.line: error.reason for error in summary.error_lines}
+    assert summary.inserted == 1 and sorted(reasons) == [1, 2]
+    assert "3020 bytes long" in reasons[1]
+    assert "characters (max 2048)" in reasons[2]

@@ -89,6 +89,7 @@ def test_canonicalize_relative(url: str, base: str, expected: str) -> None:
         "http://a.vn:8o/",
         "http://exa mple.vn/",
         "http://[not-ipv6]/",
+        "https://a.vn/" + "x" * 2040,  # longer than MAX_URL_LENGTH
     ],
 )
 def test_not_crawlable(url: str) -> None:
@@ -105,3 +106,10 @@ def test_host_of() -> None:
     assert is_http_url("https://a.vn/x") and is_http_url("HTTP://A.VN")
     with pytest.raises(UrlError):
         host_of("javascript:void(0)")
+
+
+def test_a_url_too_long_once_escaped_is_not_canonical() -> None:
+    url = "https://a.vn/" + "đ" * 700  # 713 characters, each đ escaped to %C4%91
+    assert is_http_url(url)
+    with pytest.raises(UrlError, match="max 2048"):
+        canonicalize(url)
