@@ -163,13 +163,14 @@ def test_sigkill_midway_then_rerun_stores_every_article_exactly_once(
     assert helpers
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    interrupted = len(_articles(database_url))
-    assert interrupted < len(served)
     # orphans would keep their Postgres connections open: they must follow the crawl out
     deadline = time.monotonic() + 15
     while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in helpers if _alive(pid)]
+    # counted once they are gone: until then they may finish the pages they hold
+    interrupted = len(_articles(database_url))
+    assert interrupted < len(served)
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
