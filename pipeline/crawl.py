@@ -368,9 +368,9 @@ def _split_items(
     own_sites = {_site(urls.host_of(homepage)), _site(urls.host_of(feed.url))}
     accepted, rejected = [], []
     for item in items:
-        if len(item.url.encode()) > urls.MAX_URL_LENGTH:
+        if urls.url_bytes(item.url) > urls.MAX_URL_LENGTH:
             # recorded under its first characters: Postgres cannot index the whole
-            detail = f"a link of {len(item.url.encode())} bytes"
+            detail = f"a link of {urls.url_bytes(item.url)} bytes"
             shortened = replace(item, url=item.url[:REJECTED_URL_CHARS])
             rejected.append((shortened, "", "bad_url", detail))
             continue

@@ -142,8 +142,8 @@ def parse_record(line: str) -> IngestRecord:
         raise RecordError(f"'id' must be a string or an integer, not {raw_id!r}")
     external_id = str(raw_id) if raw_id is not None and str(raw_id).strip() else None
     url = _text(record, "url", required=False)
-    if url is not None and len(url.encode()) > urls.MAX_URL_LENGTH:
-        raise RecordError(f"'url' is {len(url.encode())} bytes long (max {urls.MAX_URL_LENGTH})")
+    if url is not None and urls.url_bytes(url) > urls.MAX_URL_LENGTH:
+        raise RecordError(f"'url' is {urls.url_bytes(url)} bytes long (max {urls.MAX_URL_LENGTH})")
     if url is not None and urls.is_http_url(url):
         try:
             url = urls.canonicalize(url)  # the crawler's identity, so both routes meet

@@ -23,11 +23,18 @@ HTTP_SCHEMES = frozenset({"http", "https"})
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-#: Longer URLs are refused. The sitemaps protocol caps URLs below 2,048
-#: characters (https://www.sitemaps.org/protocol.html) and real article URLs
-#: are a few hundred; Postgres cannot index a text value over ~2.7 kB, so one
-#: absurd link in a feed would otherwise fail the whole feed's transaction.
+#: Longer URLs (in UTF-8 bytes) are refused. The sitemaps protocol caps URLs
+#: below 2,048 characters (https://www.sitemaps.org/protocol.html) and real
+#: article URLs are a few hundred; Postgres cannot index a text value over
+#: ~2.7 kB, so one absurd link in a feed would otherwise fail the whole feed's
+#: transaction.
 MAX_URL_LENGTH = 2048
+
+
+def url_bytes(url: str) -> int:
+    """A URL's size as Postgres stores and indexes it, to compare with MAX_URL_LENGTH."""
+    return len(url.encode())
+
 
 #: Query parameters that only identify a campaign or a click, never the page.
 #: Dropping them merges the copies of one article that feeds and share buttons
@@ -90,7 +97,7 @@ def canonicalize(url: str, base: str | None = None) -> str:
     path = _remove_dot_segments(_normalise_escapes(parts.path, _PATH_SAFE)) or "/"
     query = _strip_tracking(parts.query)
     canonical = f"{parts.scheme.lower()}://{authority}{path}" + (f"?{query}" if query else "")
-    if len(canonical) > MAX_URL_LENGTH:  # escaping raw non-ASCII can triple the length
+    if url_bytes(canonical) > MAX_URL_LENGTH:  # escaping raw non-ASCII can triple the length
         raise UrlError(f"URL of {len(canonical)} characters (max {MAX_URL_LENGTH})")
     return canonical
 
@@ -116,8 +123,8 @@ def is_http_url(url: str) -> bool:
 def _http_parts(url: str, base: str | None = None) -> tuple[SplitResult, str]:
     """The split URL and its normalised authority; UrlError unless http(s) with a host."""
     url = url.strip()
-    if len(url) > MAX_URL_LENGTH:
-        raise UrlError(f"URL of {len(url)} characters (max {MAX_URL_LENGTH}): {url[:200]!r}")
+    if url_bytes(url) > MAX_URL_LENGTH:
+        raise UrlError(f"URL of {url_bytes(url)} bytes (max {MAX_URL_LENGTH}): {url[:200]!r}")
     try:
         parts = urlsplit(url if base is None else urljoin(base.strip(), url))
     except ValueError as exc:  # e.g. "http://[not-ipv6]/"
